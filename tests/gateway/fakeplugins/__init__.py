@@ -1,0 +1,1 @@
+"""Plugins for the loader tests only (the real ones live in ``plugins/``)."""

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config.validation import plugin_schema
+from gateway.plugin import Manifest
+
+from .._common import STARTED, Instance, exposures  # noqa: F401
+
+MANIFEST = Manifest(name="alpha", title="alpha", dependencies=(), after=())
+CONFIG_SCHEMA = plugin_schema({})
+
+
+async def async_setup(gw: Any, config: dict[str, Any]) -> Instance:
+    STARTED.append("alpha")
+    return Instance("alpha")
