@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import time
@@ -56,6 +57,7 @@ class Subscription:
     """One subscriber. Async subscribers own a bounded queue drained by a worker task."""
 
     __slots__ = (
+        "_idle",
         "_queue",
         "_queue_size",
         "_wakeup",
@@ -75,6 +77,7 @@ class Subscription:
         self.dropped = 0
         self._queue: collections.deque[Event] = collections.deque()
         self._wakeup: asyncio.Event | None = None
+        self._idle = asyncio.Event()  # set whenever the worker has emptied the queue
         self._worker: asyncio.Task[None] | None = None
         self._queue_size = queue_size
 
@@ -93,6 +96,7 @@ class Subscription:
             self.dropped += 1
             return
         self._queue.append(event)
+        self._idle.clear()
         if self._worker is None:
             self._wakeup = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(
@@ -111,6 +115,7 @@ class Subscription:
                     await handler(event)
                 except Exception:
                     _LOGGER.exception("subscriber %s failed on %s", self.owner, event.type)
+            self._idle.set()
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -118,14 +123,13 @@ class Subscription:
     def pending(self) -> int:
         return len(self._queue)
 
-    async def stop(self, timeout: float) -> None:
-        """Let the worker finish what is queued (up to ``timeout``), then cancel it."""
+    async def stop(self, grace_s: float) -> None:
+        """Let the worker finish what is queued (for up to ``grace_s``), then cancel it."""
         worker, self._worker = self._worker, None
         if worker is None:
             return
-        deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_s)
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
 
@@ -145,7 +149,8 @@ class EventBus:
     def subscribe(self, pattern: str, handler: Handler, *, owner: str | None = None) -> Callable[[], None]:
         if not pattern or (MATCH_ALL in pattern[:-1]):
             raise ValueError(f"bad event pattern {pattern!r}: use an exact type or a prefix ending in '*'")
-        sub = Subscription(pattern, handler, owner or getattr(handler, "__module__", "?"), self._queue_size)
+        owner = owner or str(getattr(handler, "__module__", None) or "?")
+        sub = Subscription(pattern, handler, owner, self._queue_size)
         if pattern.endswith(MATCH_ALL):
             self._prefix.append(sub)
         else:
@@ -201,6 +206,6 @@ class EventBus:
             {"pattern": s.pattern, "owner": s.owner, "pending": s.pending, "dropped": s.dropped} for s in subs
         ]
 
-    async def async_stop(self, timeout: float = 1.0) -> None:
+    async def async_stop(self, grace_s: float = 1.0) -> None:
         subs = [s for lst in self._exact.values() for s in lst] + self._prefix
-        await asyncio.gather(*(s.stop(timeout) for s in subs if s.is_async))
+        await asyncio.gather(*(s.stop(grace_s) for s in subs if s.is_async))

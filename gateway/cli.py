@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from gateway import __version__
 from gateway.commands import COMMAND_MODULES, DEFAULT_CONFIG
 from gateway.config import LOG_LEVELS
+from gateway.loader import discover
 from gateway.log import setup_logging
 
 
@@ -24,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"gateway.commands.{name}").register(sub)
+    # Built-in plugins may add commands of their own (``ampgate simulate`` comes with the load manager).
+    for spec in discover().plugins.values():
+        register_commands = getattr(spec.module, "register_commands", None)
+        if register_commands is not None:
+            register_commands(sub)
     return parser
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import __version__
 from gateway.bus import EventBus
 from gateway.context import SYSTEM
-from gateway.loader import PluginRunner, Registry
+from gateway.loader import PluginRunner
 from gateway.security import audit as audit_events
 from gateway.security.audit import AuditLog
 from gateway.security.enrollment import EnrollmentQueue
@@ -42,13 +42,14 @@ class Gateway:
         self.data_dir = Path(data_dir)
         self.bus = EventBus()
         self.states = StateMachine(self.bus)
-        self.services = ServiceRegistry(self.bus)
+        self.services = ServiceRegistry(self.bus, owner_of=self.states.owner)
         self.storage = Storage(self.data_dir).open()
         self.audit = AuditLog(self.storage)
         self.vault = Vault.from_data_dir(self.data_dir)
         self.enrollment = EnrollmentQueue(self.storage, self.audit, self.bus)
         self.users = UserStore(self.storage, self.audit)
         self._runner: PluginRunner | None = None
+        self.plan: Plan | None = None  # the checked plan it runs (the web console shows its report)
         # Small typed APIs that shared plugins put here for others (e.g. one zeroconf instance).
         self.shared: dict[str, Any] = {}
 
@@ -57,6 +58,7 @@ class Gateway:
         return str(self.config.core.get("name", "ampgate"))
 
     async def async_start(self, plan: Plan) -> None:
+        self.plan = plan
         await self.audit.append(audit_events.EVENT_START, {"version": __version__, "plugins": plan.order})
         for row in plan.report.accepted:
             acceptance = row.acceptance
@@ -85,7 +87,7 @@ class Gateway:
         self.bus.fire(EVENT_GATEWAY_STOPPING, {}, context=SYSTEM)
         if self._runner is not None:
             await self._runner.async_stop_all()
-        await self.bus.async_stop(timeout=0.5)
+        await self.bus.async_stop(grace_s=0.5)
         await self.audit.append(audit_events.EVENT_STOP, {})
         await asyncio.get_running_loop().run_in_executor(None, self.storage.close)
 

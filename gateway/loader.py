@@ -103,7 +103,7 @@ def setup_order(enabled: Iterable[str], manifests: Mapping[str, Manifest]) -> li
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = chain[chain.index(name):] + [name]
+            cycle = [*chain[chain.index(name):], name]
             raise PluginError(f"plugin dependency cycle: {' -> '.join(cycle)}")
         state[name] = "visiting"
         manifest = manifests[name]

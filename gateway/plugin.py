@@ -7,6 +7,7 @@ A plugin module defines, at module level:
 - ``exposures(config) -> list[Exposure]``: pure; what it will open, before anything opens;
 - ``rules() -> list[Rule]`` (optional): policy rules only this plugin knows;
 - ``async_setup(gw, config) -> PluginInstance``: starts it; the result has ``async stop()``.
+- ``register_commands(sub)`` (optional): adds ``ampgate`` sub-commands, as ``gateway.commands`` modules do.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ class Storage:
 
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the storage thread and wait (CLI and start-up only)."""
-        return self._submit(self._transaction, fn).result()
+        future: Future[T] = self._submit(self._transaction, fn)
+        return future.result()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the storage thread without blocking the event loop."""
@@ -132,6 +133,10 @@ class Storage:
             if self.run_sync(apply):
                 applied.append(version)
         return applied
+
+    async def async_migrate(self, namespace: str, migrations: Sequence[Migration]) -> list[int]:
+        """``migrate()`` without blocking the event loop (for plugins' ``async_setup``)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.migrate, namespace, migrations)
 
     def schema_version(self, namespace: str) -> int:
         row = self.execute_sync(

@@ -159,13 +159,13 @@ def _unknown_tag(loader: _Loader, suffix: str, node: yaml.Node) -> None:
     raise YamlError(_mark(node), f"unknown tag '{node.tag}'", "use !secret, !include or !env_var")
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)  # type: ignore[arg-type]
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 _Loader.add_constructor("!secret", _secret)
 _Loader.add_constructor("!env_var", _env_var)
 _Loader.add_constructor("!include", _include)
-_Loader.add_multi_constructor("!", _unknown_tag)  # type: ignore[no-untyped-call]
-_Loader.add_multi_constructor("tag:", _unknown_tag)  # type: ignore[no-untyped-call]
+_Loader.add_multi_constructor("!", _unknown_tag)
+_Loader.add_multi_constructor("tag:", _unknown_tag)
 
 
 def load_yaml(
@@ -184,7 +184,6 @@ def load_yaml(
     except UnicodeDecodeError:
         raise YamlError(Mark(path.name, 1), "not UTF-8 text", "save the file as UTF-8") from None
     loader = _Loader(text)
-    loader.name = str(path.name if not _stack else path.name)
     loader.include_stack = (*_stack, path)
     loader.secrets_dir = _secrets_dir or path.parent
     loader.secrets_cache = _secrets if _secrets is not None else {}

@@ -21,8 +21,8 @@ class Auth(StrEnum):
     """How the peer proves who it is."""
 
     NONE = "none"
-    PASSWORD = "password"  # user name + password (HTTP Basic, MQTT, web login)
-    TOKEN = "token"  # a bearer token
+    PASSWORD = "password"  # noqa: S105  # a kind of authentication, not a password
+    TOKEN = "token"  # noqa: S105  # likewise: bearer tokens
     CLIENT_CERT = "client_cert"  # mutual TLS
     PINNED_KEY = "pinned_key"  # a pinned public key (EEBUS SKI)
 

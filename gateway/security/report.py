@@ -143,7 +143,7 @@ def ports_nftables(exposures: Sequence[Exposure], host: HostInfo | None = None) 
                 allowed = ", ".join(n for n in exp.allowlist if _family(n) == fam)
                 match.append(f"{fam} saddr {{ {allowed} }}")
                 break
-            inbound.append(f"        {' '.join(match + [f'{proto} dport {exp.port}'])} accept"
+            inbound.append(f"        {' '.join([*match, f'{proto} dport {exp.port}'])} accept"
                            f"  # {exp.plugin}: {exp.protocol}")
         elif isinstance(exp, Outbound) and exp.port:
             dest = ""

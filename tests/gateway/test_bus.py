@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from gateway.bus import EventBus, Event
+from gateway.bus import Event, EventBus
 from gateway.context import Context, Role
 
 

@@ -74,3 +74,26 @@ def test_duplicate_registration_fails_loudly(registry: ServiceRegistry) -> None:
     registry.register("a", "b", lambda c: None, owner="one")
     with pytest.raises(DuplicateRegistration, match="already registered by one"):
         registry.register("a", "b", lambda c: None, owner="two")
+
+
+async def test_capability_services_route_to_the_plugin_owning_the_device() -> None:
+    from gateway.states import StateMachine
+
+    bus = EventBus()
+    states = StateMachine(bus)
+    reg = ServiceRegistry(bus, owner_of=states.owner)
+    got: list[tuple[str, float]] = []
+    schema = {vol.Required("charger"): str, vol.Required("limit_a"): vol.Coerce(float)}
+    reg.register("charger", "set_current_limit", lambda c: got.append(("ocpp", c.data["limit_a"])),
+                 schema=schema, owner="ocpp", route_by="charger")
+    reg.register("charger", "set_current_limit", lambda c: got.append(("eebus", c.data["limit_a"])),
+                 schema=schema, owner="eebus", route_by="charger")
+    states.set("charger.cp01", "charging", owner="ocpp")
+    states.set("charger.wallbox", "charging", owner="eebus")
+    await reg.call("charger", "set_current_limit", {"charger": "cp01", "limit_a": 6})
+    await reg.call("charger", "set_current_limit", {"charger": "wallbox", "limit_a": 10})
+    assert got == [("ocpp", 6.0), ("eebus", 10.0)]
+    with pytest.raises(ServiceValidationError, match="no charger named 'nope'"):
+        await reg.call("charger", "set_current_limit", {"charger": "nope", "limit_a": 6})
+    with pytest.raises(DuplicateRegistration):
+        reg.register("charger", "set_current_limit", lambda c: None, owner="ocpp", route_by="charger")

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 import voluptuous as vol
 
 from gateway.config import validate
