@@ -9,9 +9,11 @@ them into what a command needs.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 from pathlib import Path
 
+from gateway.context import Context, Role
 from gateway.storage import Storage
 
 COMMAND_MODULES = (
@@ -40,3 +42,12 @@ def data_dir(args: argparse.Namespace) -> Path:
 
 def open_storage(args: argparse.Namespace) -> Storage:
     return Storage(data_dir(args)).open()
+
+
+def cli_context() -> Context:
+    """Who runs the command, for the audit log: the operating-system user, on the ``cli`` channel."""
+    try:
+        who: str | None = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (containers)
+        who = None
+    return Context(origin="cli", principal=who, role=Role.ADMIN)

@@ -17,8 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway.commands import open_storage
-from gateway.context import Context, Role
+from gateway.commands import cli_context, open_storage
 from gateway.security.audit import AuditLog
 from gateway.security.passwords import generate_password
 from gateway.security.users import ROLES, User, UserError, UserStore, WeakPassword
@@ -50,15 +49,6 @@ def register(sub: Any) -> None:
     delete = actions.add_parser("delete", help="delete an account")
     delete.add_argument("name")
     delete.set_defaults(func=handle_delete)
-
-
-def cli_context() -> Context:
-    """Who runs the command, for the audit log: the operating-system user, on the ``cli`` channel."""
-    try:
-        who: str | None = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry for this uid (containers)
-        who = None
-    return Context(origin="cli", principal=who, role=Role.ADMIN)
 
 
 def _with_users(args: argparse.Namespace, action: Callable[[UserStore], int]) -> int:

@@ -20,7 +20,7 @@ from gateway.security.policy import PolicyInput, Report, Severity, Status, catal
 from gateway.security.rules import CORE_RULES
 
 LAN_HOST = HostInfo({"lo": ("127.0.0.1", "::1"), "eth0": ("192.168.1.10",)})
-PUBLIC_HOST = HostInfo({"lo": ("127.0.0.1",), "eth0": ("203.0.113.7",)})
+PUBLIC_HOST = HostInfo({"lo": ("127.0.0.1",), "eth0": ("81.2.69.160",)})
 TODAY = dt.date(2026, 11, 23)
 RULES = catalogue([CORE_RULES])
 
@@ -69,9 +69,9 @@ gateway:
 # -- NET ---------------------------------------------------------------------------------------------
 
 def test_net001_public_bind_refused_private_passes_and_can_be_accepted(tmp_path: Path) -> None:
-    assert statuses(run(tmp_path, exposures=[listener(bind="203.0.113.7", tls=TLS)]), "NET-001") == [Status.REFUSED]
+    assert statuses(run(tmp_path, exposures=[listener(bind="81.2.69.160", tls=TLS)]), "NET-001") == [Status.REFUSED]
     assert statuses(run(tmp_path, exposures=[listener(tls=TLS)]), "NET-001") == []
-    accepted = run(tmp_path, ACCEPT.format(rule="NET-001"), exposures=[listener(bind="203.0.113.7", tls=TLS)])
+    accepted = run(tmp_path, ACCEPT.format(rule="NET-001"), exposures=[listener(bind="81.2.69.160", tls=TLS)])
     assert statuses(accepted, "NET-001") == [Status.ACCEPTED] and accepted.exit_code == 0
 
 
