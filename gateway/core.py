@@ -18,6 +18,7 @@ from gateway.context import SYSTEM
 from gateway.loader import PluginRunner
 from gateway.security import audit as audit_events
 from gateway.security.audit import AuditLog
+from gateway.security.certs import GatewayCerts, ensure_gateway_certs
 from gateway.security.enrollment import EnrollmentQueue
 from gateway.security.users import UserStore
 from gateway.security.vault import Vault
@@ -49,6 +50,7 @@ class Gateway:
         self.enrollment = EnrollmentQueue(self.storage, self.audit, self.bus)
         self.users = UserStore(self.storage, self.audit)
         self._runner: PluginRunner | None = None
+        self.certs: GatewayCerts | None = None
         self.plan: Plan | None = None  # the checked plan it runs (the web console shows its report)
         # Small typed APIs that shared plugins put here for others (e.g. one zeroconf instance).
         self.shared: dict[str, Any] = {}
@@ -59,6 +61,12 @@ class Gateway:
 
     async def async_start(self, plan: Plan) -> None:
         self.plan = plan
+        loop = asyncio.get_running_loop()
+        # First start: a local CA and a server certificate in data_dir/certs (keys 0600). Later starts only
+        # load them. The fingerprint is what clients pin (TLS-003).
+        self.certs = await loop.run_in_executor(None, ensure_gateway_certs, self.data_dir)
+        _LOGGER.info("gateway certificate SHA-256 fingerprint: %s%s", self.certs.fingerprint,
+                     " (created now)" if self.certs.created else "")
         await self.audit.append(audit_events.EVENT_START, {"version": __version__, "plugins": plan.order})
         for row in plan.report.accepted:
             acceptance = row.acceptance
