@@ -25,7 +25,7 @@ def manifests(**deps: tuple[tuple[str, ...], tuple[str, ...]]) -> dict[str, Mani
 
 def test_discover_finds_the_packages_of_a_plugin_package() -> None:
     registry = discover(package=fakeplugins)
-    assert sorted(registry.plugins) == ["alpha", "beta", "broken", "hangs", "needs_broken"]
+    assert sorted(registry.plugins) == ["alpha", "beta", "broken", "exposer", "hangs", "needs_broken"]
 
 
 def test_order_puts_dependencies_and_after_first() -> None:

@@ -96,19 +96,6 @@ def test_client_cert_with_modbus_role_and_extra_extensions() -> None:
     client.cert.verify_directly_issued_by(ca.cert)
 
 
-def test_modbus_role_is_read_back_by_the_modbus_plugin() -> None:
-    # The consumer of the extension: what plugins/modbus reads must be what we write, long form included.
-    from plugins.modbus.roles import role_of
-
-    ca = certs.create_ca("Test CA")
-    for role in ("Operator", "Leser", "R" * 127, "ü" * 64):
-        client = certs.issue_client(ca, common_name="m", extra_extensions=[certs.modbus_role_extension(role)])
-        assert role_of(client.cert.public_bytes(serialization.Encoding.DER)) == role
-    for bad in ("", "R" * 129):
-        with pytest.raises(CertError, match="Modbus role"):
-            certs.modbus_role_extension(bad)
-
-
 def test_self_signed_server_is_its_own_trust_anchor() -> None:
     pair = certs.self_signed_server("gw", ["localhost"], days=10)
     assert pair.cert.issuer == pair.cert.subject
