@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.security.files import write_atomic
 from gateway.security.netaddr import is_wildcard
 
 _LOGGER = logging.getLogger(__name__)
@@ -292,41 +293,11 @@ def modbus_role_extension(role: str) -> x509.UnrecognizedExtension:
 # -- files ------------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` through a temporary file created with ``mode``, then rename it over."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, mode)  # the mode applies from creation: no window with wider permissions
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask may have narrowed it; make it exactly what we promise
-            with os.fdopen(fd, "wb", closefd=False) as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_cert(path: Path, certs: Sequence[CertKey | x509.Certificate]) -> None:
     """Write certificates (PEM, in the order given) to ``path`` atomically, mode 0644."""
     pems = [(c.cert if isinstance(c, CertKey) else c).public_bytes(serialization.Encoding.PEM) for c in certs]
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    _write_atomic(path, b"".join(pems), CERT_MODE)
+    write_atomic(path, b"".join(pems), CERT_MODE)
 
 
 def write_pair(
@@ -335,7 +306,7 @@ def write_pair(
     """Write the key (0600) and then the certificate followed by ``chain`` (leaf first, full chain)."""
     cert_path, key_path = Path(cert_path), Path(key_path)
     key_path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    _write_atomic(key_path, certkey.key_pem(), KEY_MODE)
+    write_atomic(key_path, certkey.key_pem(), KEY_MODE)
     write_cert(cert_path, [certkey, *chain])
 
 

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.errors import GatewayError
+from gateway.security.files import fsync_dir, temp_name, write_exclusive
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96 bits: the nonce length GCM is specified for (NIST SP 800-38D, 8.2)
@@ -176,8 +177,8 @@ def _create_key_file(path: Path) -> bytes:
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_bytes(KEY_BYTES)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    _write_exclusive(tmp, key)
+    tmp = temp_name(path)
+    write_exclusive(tmp, key)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -185,29 +186,13 @@ def _create_key_file(path: Path) -> bytes:
     except OSError:
         # A file system without hard links: create the name itself exclusively instead.
         try:
-            _write_exclusive(path, key)
+            write_exclusive(path, key)
         except FileExistsError:
             return _read_key_file(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return key
 
 
-def _write_exclusive(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
