@@ -129,7 +129,8 @@ class Subscription:
         if worker is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace_s)
+            async with asyncio.timeout(grace_s):
+                await self._idle.wait()
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
 

@@ -157,7 +157,8 @@ class PluginRunner:
         while self.running:
             running = self.running.pop()
             try:
-                await asyncio.wait_for(running.instance.stop(), STOP_TIMEOUT_S)
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await running.instance.stop()
             except TimeoutError:
                 _LOGGER.error("plugin %s did not stop within %.0f s", running.name, STOP_TIMEOUT_S)
             except Exception:

@@ -66,7 +66,8 @@ async def async_run(plan: Plan, args: argparse.Namespace) -> int:
         _LOGGER.info("stopping")
     finally:
         try:
-            await asyncio.wait_for(gw.async_stop(), SHUTDOWN_S)
+            async with asyncio.timeout(SHUTDOWN_S):
+                await gw.async_stop()
         except TimeoutError:
             _LOGGER.error("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_S)
         for sig in (signal.SIGINT, signal.SIGTERM):
