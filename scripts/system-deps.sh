@@ -7,6 +7,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the web console's end-to-end tests
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "audit",
     "user",
     "enroll",
+    "token",
     "factory_reset",
     "sbom",
     "version",

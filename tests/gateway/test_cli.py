@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,11 +48,22 @@ def test_ports_with_nothing_enabled(tmp_path: Path) -> None:
     assert "table inet ampgate" in nft.stdout and "policy drop" in nft.stdout
 
 
+def example_on_free_port(tmp_path: Path) -> Path:
+    """The example configuration with its one listener (the web console) moved to a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "config.yaml"
+    config.write_text(EXAMPLE.read_text().replace("port: 8443", f"port: {port}"))
+    return config
+
+
 def test_run_stops_cleanly_on_sigterm_and_sigint(tmp_path: Path) -> None:
+    config = example_on_free_port(tmp_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         data = tmp_path / sig.name
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(EXAMPLE), "--data-dir", str(data), "run"],
+            [sys.executable, "-m", "gateway", "--config", str(config), "--data-dir", str(data), "run"],
             stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
         assert proc.stderr is not None
