@@ -41,11 +41,21 @@ def test_broken_config_exits_2_with_every_error(tmp_path: Path) -> None:
     assert run.returncode == 2 and not (tmp_path / "d" / "ampgate.pid").exists()
 
 
-def test_ports_with_nothing_enabled(tmp_path: Path) -> None:
+def test_ports_lists_only_the_console_on_loopback(tmp_path: Path) -> None:
     result = ampgate("--config", str(EXAMPLE), "ports", data_dir=tmp_path)
-    assert result.returncode == 0 and "Nothing is opened" in result.stdout
+    assert result.returncode == 0
+    rows = [line for line in result.stdout.splitlines()[2:] if line.strip()]
+    assert len(rows) == 1 and "127.0.0.1:8443/tcp" in rows[0] and "TLS 1.2+" in rows[0]
     nft = ampgate("--config", str(EXAMPLE), "ports", "--format", "nftables", data_dir=tmp_path)
     assert "table inet ampgate" in nft.stdout and "policy drop" in nft.stdout
+    assert "ip daddr 127.0.0.1 tcp dport 8443 accept" in nft.stdout
+
+
+def test_ports_with_nothing_enabled(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("gateway:\n  name: quiet\n")
+    result = ampgate("--config", str(config), "ports", data_dir=tmp_path)
+    assert result.returncode == 0 and "Nothing is opened" in result.stdout
 
 
 def example_on_free_port(tmp_path: Path) -> Path:
