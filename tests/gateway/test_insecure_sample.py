@@ -28,7 +28,8 @@ def by_status(host: HostInfo, tmp_path: Path) -> dict[str, set[str]]:
 
 def test_every_insecure_setting_is_reported(tmp_path: Path) -> None:
     found = by_status(LAN, tmp_path)
-    assert found[Status.REFUSED.value] >= {"AUTH-001", "WEB-001", "NET-003", "MODBUS-001", "MODBUS-002"}
+    assert found[Status.REFUSED.value] >= {"AUTH-001", "AUTH-002", "AUTH-004", "WEB-001", "NET-003",
+                                           "MODBUS-001", "MODBUS-002", "MQTT-001", "MQTT-002"}
     assert found[Status.WARNING.value] >= {"LOG-001", "DATA-003", "NET-002", "MODBUS-003"}
     assert Status.ACCEPTED.value not in found, "a never rule's acceptance must not count"
 
