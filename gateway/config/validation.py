@@ -116,6 +116,21 @@ def duration(value: Any) -> float:
     return seconds
 
 
+def duration_between(low: float, high: float | None = None) -> Callable[[Any], float]:
+    """A ``duration`` of at least ``low`` (and at most ``high``) seconds."""
+
+    def validate(value: Any) -> float:
+        seconds = duration(value)
+        if high is None and seconds < low:
+            raise invalid(f"expected at least {low:g} s", value, f"write {low:g}s or more")
+        if high is not None and not low <= seconds <= high:
+            raise invalid(f"expected a duration between {low:g} s and {high:g} s", value,
+                          f"write a value from {low:g}s to {high:g}s")
+        return seconds
+
+    return validate
+
+
 def path(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise invalid("expected a file path", value, "write a path such as certs/server.pem")

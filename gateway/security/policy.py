@@ -89,6 +89,16 @@ class Rule:
         return self.severity is Severity.REFUSE
 
 
+def rule_factory(plugin: str) -> Callable[..., Rule]:
+    """``rule(id, title, severity, recommended, why, check=None)`` for one plugin's catalogue."""
+
+    def rule(id: str, title: str, severity: Severity, recommended: str, why: str, check: Check | None = None) -> Rule:
+        return Rule(id=id, title=title, severity=severity, recommended=recommended, why=why, check=check,
+                    plugin=plugin)
+
+    return rule
+
+
 @dataclass(frozen=True, slots=True)
 class Acceptance:
     rule: str

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.config.yaml_loader import NodeDict, NodeList, SecretStr
 from gateway.security.exposure import Auth, Listener, Outbound, TlsSpec
 from gateway.security.netaddr import AddressClass, classify, is_loopback, is_wildcard
-from gateway.security.policy import Finding, PolicyInput, Rule, Severity
+from gateway.security.policy import Finding, PolicyInput, Rule, Severity, rule_factory
 
 CORE = "gateway"
 
@@ -296,8 +296,7 @@ def check_third_party(data: PolicyInput) -> Iterator[Finding]:
                           fix=f"add '{name}' to gateway.allow_plugins if you trust its code")
 
 
-def _rule(id: str, title: str, severity: Severity, recommended: str, why: str, check: Any = None) -> Rule:
-    return Rule(id=id, title=title, severity=severity, recommended=recommended, why=why, check=check)
+_rule = rule_factory(CORE)
 
 
 W, R, N, B = Severity.WARN, Severity.REFUSE, Severity.NEVER, Severity.BEHAVIOUR

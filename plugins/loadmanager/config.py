@@ -84,17 +84,6 @@ def _rotation(value: Any) -> str:
     return text
 
 
-def _duration_between(low: float, high: float) -> Any:
-    def validate(value: Any) -> float:
-        seconds = cv.duration(value)
-        if not low <= seconds <= high:
-            raise cv.invalid(f"expected a duration between {low:g} s and {high:g} s", value,
-                             f"write for example {low / 3600:g}h")
-        return seconds
-
-    return validate
-
-
 def _positive_duration(value: Any) -> float:
     seconds = cv.duration(value)
     if seconds <= 0:
@@ -123,7 +112,7 @@ GRID_METER_SCHEMA = vol.Schema({
 
 FAILSAFE_SCHEMA = vol.Schema({
     vol.Optional("limit_w", default=DEFAULT_FAILSAFE_LIMIT_W): _number(0, 1e7, "W"),
-    vol.Optional("min_duration", default=DEFAULT_FAILSAFE_MIN_DURATION_S): _duration_between(
+    vol.Optional("min_duration", default=DEFAULT_FAILSAFE_MIN_DURATION_S): cv.duration_between(
         *FAILSAFE_MIN_DURATION_RANGE_S),
     vol.Optional("release_after_minimum", default=False): cv.boolean,
 })

@@ -58,16 +58,6 @@ def _range(low: int, high: int) -> vol.All:
     return vol.All(vol.Coerce(int), vol.Range(min=low, max=high))
 
 
-def _positive_duration(low: float) -> Any:
-    def validate(value: Any) -> float:
-        seconds = cv.duration(value)
-        if seconds < low:
-            raise cv.invalid(f"expected at least {low:g} s", value, f"write {low:g}s or more")
-        return seconds
-
-    return validate
-
-
 def _scale(value: Any) -> float:
     try:
         number = float(value)
@@ -92,8 +82,8 @@ _METER_FIELDS = vol.Schema({
     vol.Optional("stopbits", default=1): vol.In([1, 2]),
     vol.Optional("bytesize", default=8): vol.In([7, 8]),
     vol.Optional("unit_id", default=1): _range(1, MAX_UNIT_ID),  # never 0: that is broadcast
-    vol.Optional("poll_interval", default=DEFAULT_POLL_INTERVAL_S): _positive_duration(MIN_POLL_INTERVAL_S),
-    vol.Optional("timeout", default=DEFAULT_TIMEOUT_S): _positive_duration(0.01),
+    vol.Optional("poll_interval", default=DEFAULT_POLL_INTERVAL_S): cv.duration_between(MIN_POLL_INTERVAL_S),
+    vol.Optional("timeout", default=DEFAULT_TIMEOUT_S): cv.duration_between(0.01),
     vol.Optional("retries", default=DEFAULT_RETRIES): _range(0, MAX_RETRIES),
     vol.Optional("load_management", default=True): cv.boolean,
     vol.Optional("sunspec_base"): _range(0, 0xFFFF),

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gateway.security.netaddr import is_loopback
-from gateway.security.policy import Finding, PolicyInput, Rule, Severity
+from gateway.security.policy import Finding, PolicyInput, Rule, Severity, rule_factory
 
 from .config import server_tls_on
 from .const import DOMAIN
@@ -64,10 +64,7 @@ def check_meter_links(data: PolicyInput) -> Iterator[Finding]:
 
 
 def plugin_rules() -> list[Rule]:
-    def rule(id: str, title: str, severity: Severity, recommended: str, why: str, check: Any = None) -> Rule:
-        return Rule(id=id, title=title, severity=severity, recommended=recommended, why=why, check=check,
-                    plugin=DOMAIN)
-
+    rule = rule_factory(DOMAIN)
     return [
         rule("MODBUS-001", "Plain Modbus/TCP server on the network without allowlist", Severity.REFUSE,
              "server.allow_from, Modbus/TCP Security, or bind 127.0.0.1",

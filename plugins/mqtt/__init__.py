@@ -24,7 +24,7 @@ from gateway.config import validation as cv
 from gateway.plugin import Manifest
 from gateway.security.exposure import Auth, Exposure, Outbound, TlsSpec
 from gateway.security.netaddr import is_loopback
-from gateway.security.policy import Finding, PolicyInput, Rule, Severity
+from gateway.security.policy import Finding, PolicyInput, Rule, Severity, rule_factory
 
 from .const import (
     DEFAULT_DISCOVERY_PREFIX,
@@ -97,17 +97,6 @@ def _node_id(value: Any) -> str:
     return text
 
 
-def _seconds(low: float, high: float) -> Any:
-    def validate(value: Any) -> float:
-        seconds = cv.duration(value)
-        if not low <= seconds <= high:
-            raise cv.invalid(f"expected a duration between {low:g} s and {high:g} s", value,
-                             f"write a value from {low:g}s to {high:g}s")
-        return seconds
-
-    return validate
-
-
 COMMANDS_SCHEMA = vol.Schema({
     vol.Optional("enabled", default=False): cv.boolean,
     # Absent means "every service": only possible with MQTT-002 accepted as a risk. [] means none.
@@ -147,8 +136,8 @@ CONFIG_SCHEMA = vol.Schema(vol.All(
         vol.Optional("username"): vol.All(cv.string, vol.Length(min=1, max=256)),
         vol.Optional("password"): cv.secret,
         vol.Optional("prefix"): _prefix,
-        vol.Optional("keepalive", default=DEFAULT_KEEPALIVE_S): _seconds(MIN_KEEPALIVE_S, MAX_KEEPALIVE_S),
-        vol.Optional("min_interval", default=DEFAULT_MIN_INTERVAL_S): _seconds(0.0, MAX_MIN_INTERVAL_S),
+        vol.Optional("keepalive", default=DEFAULT_KEEPALIVE_S): cv.duration_between(MIN_KEEPALIVE_S, MAX_KEEPALIVE_S),
+        vol.Optional("min_interval", default=DEFAULT_MIN_INTERVAL_S): cv.duration_between(0.0, MAX_MIN_INTERVAL_S),
         vol.Optional("qos", default=0): vol.All(vol.Coerce(int), vol.In([0, 1], msg="expected 0 or 1")),
         # TLS is on unless switched off: a loopback broker without TLS needs tls: {enabled: false}.
         vol.Optional("tls", default={}): cv.tls_schema(server=False),
@@ -226,10 +215,7 @@ def check_anonymous(data: PolicyInput) -> Iterator[Finding]:
 
 
 def rules() -> list[Rule]:
-    def rule(id: str, title: str, severity: Severity, recommended: str, why: str, check: Any) -> Rule:
-        return Rule(id=id, title=title, severity=severity, recommended=recommended, why=why, check=check,
-                    plugin=DOMAIN)
-
+    rule = rule_factory(DOMAIN)
     return [
         rule("MQTT-001", "Non-loopback MQTT broker without TLS", Severity.REFUSE, "TLS to every broker off this host",
              "states and commands travel in clear", check_plaintext_broker),

@@ -25,7 +25,7 @@ from gateway.errors import PluginError
 from gateway.plugin import Manifest
 from gateway.security.exposure import Auth, Exposure, Listener, TlsSpec
 from gateway.security.netaddr import is_loopback
-from gateway.security.policy import Finding, PolicyInput, Rule, Severity
+from gateway.security.policy import Finding, PolicyInput, Rule, Severity, rule_factory
 
 from .const import DEFAULT_BIND, DEFAULT_PORT, DOMAIN
 
@@ -103,10 +103,7 @@ def check_plain_http(data: PolicyInput) -> Iterator[Finding]:
 
 
 def rules() -> list[Rule]:
-    def rule(id: str, title: str, severity: Severity, recommended: str, why: str, check: Any = None) -> Rule:
-        return Rule(id=id, title=title, severity=severity, recommended=recommended, why=why, check=check,
-                    plugin=DOMAIN)
-
+    rule = rule_factory(DOMAIN)
     return [
         rule("WEB-001", "Web console over plain HTTP on a non-loopback address", Severity.REFUSE,
              "HTTPS (the default), or plain HTTP on 127.0.0.1 only",
