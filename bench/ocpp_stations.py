@@ -195,11 +195,15 @@ def freeze_heap() -> None:
     reach, so full collections only walk what was created since."""
     gc.collect()
     gc.freeze()
+    PAUSES.clear()  # report the pauses after the freeze only
+
+
+PAUSES: list[tuple[float, int]] = []
 
 
 def watch_gc() -> list[tuple[float, int]]:
     """Record every garbage-collector pause over 10 ms (milliseconds, generation)."""
-    pauses: list[tuple[float, int]] = []
+    pauses = PAUSES
     started: list[float] = [0.0]
 
     def callback(phase: str, info: dict[str, int]) -> None:
