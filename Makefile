@@ -5,10 +5,13 @@ BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 DATA   ?= data
 
-.PHONY: run test setup setup-test system-deps lint typecheck pytest bench clean docs
+.PHONY: run demo test setup setup-test system-deps lint typecheck pytest bench clean docs
 
 run: setup
 	$(BIN)/ampgate --config $(CONFIG) --data-dir $(DATA) run
+
+demo: setup
+	$(BIN)/ampgate demo
 
 test: setup-test system-deps lint typecheck pytest
 
@@ -33,7 +36,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint:
-	$(BIN)/ruff check gateway plugins tests bench
+	$(BIN)/ruff check gateway plugins demo tests bench
 
 typecheck:
 	$(BIN)/mypy

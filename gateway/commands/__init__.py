@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "factory_reset",
     "sbom",
     "version",
+    "demo",
 )
 
 DEFAULT_CONFIG = "config.yaml"

@@ -186,8 +186,32 @@ def charger_services(console: Any) -> list[tuple[str, list[Any]]]:
 async def chargers_get(request: web.Request) -> web.StreamResponse:
     console, principal = console_of(request), principal_of(request)
     page = views.chargers_page(views.frame_for(console, principal), chargers=chargers(console.states()),
-                               services=charger_services(console), sessions=list(console.sessions))
+                               services=charger_services(console), sessions=list(console.sessions),
+                               site_limit=console.gw.states.get(views.SITE_LIMIT_ENTITY),
+                               has_site_limit=console.gw.services.has("loadmanager", "set_site_limit"))
     return html(page)
+
+
+async def site_limit_post(request: web.Request) -> web.StreamResponse:
+    """Lower or release what the whole site may draw; the load manager shares it out (operator role)."""
+    console, principal = console_of(request), principal_of(request)
+    form = await form_of(request)
+    if form.get("release"):
+        data: dict[str, Any] = {"active": False}
+    else:
+        data = {"limit_a": form.get("limit_a", "")}
+        if form.get("duration", "").strip():
+            data["duration"] = form["duration"].strip()
+    try:
+        await console.call_service(principal, "loadmanager", "set_site_limit", data)
+    except (ServiceNotFound, ServiceValidationError) as err:
+        flash(request, "error", f"site limit refused: {err}")
+        raise back("/chargers") from None
+    except Unauthorized as err:
+        await console.denied("role too low", address=principal.address, principal=principal, detail=str(err))
+        raise WebError(403, str(err)) from None
+    flash(request, "ok", "site limit released" if form.get("release") else f"site limit set to {data['limit_a']} A")
+    raise back("/chargers")
 
 
 async def charger_command(request: web.Request) -> web.StreamResponse:
@@ -460,6 +484,7 @@ def routes() -> list[RouteSpec]:
         p("GET", "/", overview_get, V),
         p("GET", "/chargers", chargers_get, V),
         p("POST", "/chargers/{charger}/{service}", charger_command, OP),
+        p("POST", "/site/limit", site_limit_post, OP),
         p("GET", "/security", security_get, V),
         p("GET", "/enrollment", enrollment_get, V),
         p("POST", "/enrollment/decide", enrollment_post, A),

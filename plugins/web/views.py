@@ -467,9 +467,34 @@ def charger_card(frame: Frame, view: ChargerView, services: Sequence[tuple[str, 
     return h('<div id="{id}">{card}</div>', id=view.id, card=card(h("<code>{e}</code>", e=view.entity_id), body))
 
 
+def site_limit_card(frame: Frame, current: Any) -> Markup:
+    """The operator's control over what the whole site may draw (``loadmanager.set_site_limit``)."""
+    attrs = dict(getattr(current, "attributes", {}) or {})
+    now = h('<dl class="kv"><div><dt>Active limit</dt><dd data-entity="{id}" data-field="value" data-unit="W">{v}'
+            '</dd></div><div><dt>Source</dt><dd>{src}</dd></div></dl>', id=SITE_LIMIT_ENTITY,
+            v=fmt_value(getattr(current, "value", None), "W"), src=attrs.get("source") or "-")
+    if not frame.can(Role.OPERATOR):
+        read_only = Markup('<p class="hint">Read only: commands need the operator role.</p>')
+        return card("Site limit", join([now, read_only]))
+    form = h('<form method="post" action="/site/limit" class="action">{csrf}'
+             '<label>Limit per phase (A) <input type="number" name="limit_a" min="0" max="1000" step="0.5" required>'
+             '</label><label>For (optional, e.g. 15m) <input type="text" name="duration" placeholder="until changed">'
+             '</label><button type="submit" class="primary">Set site limit</button></form>'
+             '<form method="post" action="/site/limit" class="action">{csrf}'
+             '<input type="hidden" name="release" value="1">'
+             '<button type="submit" class="secondary">Release the limit</button></form>',
+             csrf=csrf_input(frame))
+    return card("Site limit", join([now, form]))
+
+
+SITE_LIMIT_ENTITY = "sensor.loadmanager_site_limit"
+
+
 def chargers_page(frame: Frame, *, chargers: Sequence[ChargerView], services: Sequence[tuple[str, Sequence[Field]]],
-                  sessions: Sequence[Mapping[str, Any]]) -> str:
+                  sessions: Sequence[Mapping[str, Any]], site_limit: Any = None, has_site_limit: bool = False) -> str:
     cards = join(charger_card(frame, c, services) for c in chargers)
+    if has_site_limit:
+        cards = join([site_limit_card(frame, site_limit), cards])
     if not chargers:
         cards = card("No charger yet", empty(
             "Chargers appear here as charger.<id> entities as soon as a charger plugin (OCPP, ...) sees them. "
