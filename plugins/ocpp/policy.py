@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from gateway.security.exposure import Listener
 from gateway.security.netaddr import is_loopback
-from gateway.security.policy import Finding, PolicyInput, Rule, Severity
+from gateway.security.policy import Finding, PolicyInput, Rule, Severity, rule_factory
 from plugins.ocpp.const import DOMAIN, MAX_PASSWORD_BYTES_16, MIN_PASSWORD_BYTES
 from plugins.ocpp.stations import password_bytes
 
@@ -173,9 +173,7 @@ def check_rsa_ciphers(data: PolicyInput) -> Iterator[Finding]:
                           fix="update the station's firmware to ECDHE and remove ciphers_rsa")
 
 
-def _rule(id: str, title: str, severity: Severity, recommended: str, why: str, check: Any = None) -> Rule:
-    return Rule(id=id, title=title, severity=severity, recommended=recommended, why=why, check=check,
-                plugin=DOMAIN)
+_rule = rule_factory(DOMAIN)
 
 
 W, R, N, B = Severity.WARN, Severity.REFUSE, Severity.NEVER, Severity.BEHAVIOUR
