@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -10,6 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI (CI=true) runs every property test on a fixed seed so that a landing never depends on luck; local runs
+# keep exploring new examples, which is how the fuzz tests find new bugs. No deadlines: a loaded 2-core
+# machine makes timing-based failures meaningless.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 _real_bind = socket.socket.bind
 

@@ -292,7 +292,10 @@ class ChargePoint16(_GateMixin, LibChargePoint16):  # type: ignore[misc]
         self._setup(runtime, connection, address, accepted)
 
     def _tolerate(self, call: Call) -> Call:
-        if call.action == "StatusNotification" and call.payload.get("errorCode") not in ERROR_CODES_16:
+        code = call.payload.get("errorCode") if isinstance(call.payload, dict) else None
+        # Only an unknown *string* is a vendor quirk to tolerate; any other type is left to the schema check,
+        # which answers TypeConstraintViolation (found by the live-connection fuzz: a list crashed the set test).
+        if call.action == "StatusNotification" and isinstance(code, str) and code not in ERROR_CODES_16:
             payload = dict(call.payload)
             original = payload.get("errorCode")
             payload["errorCode"] = "OtherError"

@@ -97,6 +97,9 @@ async def test_bad_frames_201(gateway: Csms, frame: str, answer: list[str]) -> N
     ('[2,"b4","StartTransaction",{"connectorId":1}]', "ProtocolError"),
     ('[2,"b5","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Dancing"}]',
      "PropertyConstraintViolation"),
+    # Found by test_fuzz_live_connection: a non-string errorCode crashed the handler (close 1011).
+    ('[2,"b6","StatusNotification",{"connectorId":1,"errorCode":[],"status":"Available"}]',
+     "TypeConstraintViolation"),
 ])
 async def test_bad_frames_16(gateway: Csms, frame: str, answer: str | None) -> None:
     ws = await raw(gateway, "CP16", "1.6")
