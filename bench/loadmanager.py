@@ -31,8 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plugins.loadmanager.allocator import allocate  # noqa: E402
-from plugins.loadmanager.model import ChargerInput, ExternalCap, Measurements, Memory, Mode, Site  # noqa: E402
+from plugins.loadmanager.allocator import allocate
+from plugins.loadmanager.model import ChargerInput, ExternalCap, Measurements, Memory, Mode, Site
 
 # -- 1. allocation cost ----------------------------------------------------------------------------------------
 

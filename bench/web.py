@@ -27,9 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web  # noqa: E402
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
-from gateway.security import certs, tls  # noqa: E402
+from gateway.security import certs, tls
 
 ENTITIES = 500
 CLIENTS = 100

@@ -10,13 +10,6 @@ import pytest
 from gateway.storage import Storage
 
 
-@pytest.fixture
-def storage(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = Storage(tmp_path).open()
-    yield s
-    s.close()
-
-
 def test_wal_mode_and_private_file(storage: Storage) -> None:
     assert storage.execute_sync("PRAGMA journal_mode")[0][0] == "wal"
     assert storage.path.stat().st_mode & 0o077 == 0

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ from gateway.security.audit import (
 from gateway.storage import Storage
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[Storage]:
-    s = Storage(tmp_path).open()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,6 @@ OPERATOR = Context(origin="web", principal="bob", role=Role.OPERATOR, address="1
 FP_A = "AA:BB:CC:DD:EE:FF:00:11"
 FP_B = "ffeeddccbbaa9988"
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[Storage]:
-    s = Storage(tmp_path).open()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def audit(storage: Storage) -> AuditLog:
-    return AuditLog(storage)
 
 
 @pytest.fixture

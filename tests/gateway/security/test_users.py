@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,18 +35,6 @@ T0 = 1_700_000_000.0
 @pytest.fixture(autouse=True)
 def fast_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(passwords, "SCRYPT_N", 2**10)
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[Storage]:
-    s = Storage(tmp_path).open()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def audit(storage: Storage) -> AuditLog:
-    return AuditLog(storage)
 
 
 @pytest.fixture
